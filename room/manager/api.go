@@ -50,6 +50,9 @@ type Emitted struct {
 	FirstSeq, LastSeq uint64
 	// Online is the cluster-wide count carried by the batch, or -1.
 	Online int64
+	// At is when the owner emitted the batch (Unix ns): the edge measures
+	// fan-out latency from it.
+	At int64
 }
 
 // Reply is one frame for one session, on the node Inbound.Node named.
