@@ -2,6 +2,7 @@ package proto
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"io"
 	"reflect"
@@ -301,5 +302,14 @@ func TestEntryEncodingDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("batch encode allocates %.1f times", allocs)
+	}
+}
+
+// TestProtocolDocExample keeps the worked example of docs/PROTOCOL.md §6 true.
+func TestProtocolDocExample(t *testing.T) {
+	want := "00000021" + "85" + "a17406" + "a2696401" + "a172a56c6f626279" + "a178a26869" + "a26374cf0000018bcfe56800"
+	got := AppendMessageFrame(nil, &Chat{ID: 1, Room: "lobby", Text: "hi", ClientTS: 1700000000000})
+	if hex.EncodeToString(got) != want {
+		t.Fatalf("doc example drifted:\n got %x\nwant %s", got, want)
 	}
 }
