@@ -1,0 +1,6 @@
+//go:build race
+
+package media
+
+// raceEnabled is true under -race: timings and CPU figures mean nothing there.
+const raceEnabled = true
