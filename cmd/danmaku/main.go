@@ -12,6 +12,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/danmaku/danmaku/bench"
 )
 
 type command struct {
@@ -22,7 +24,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run a node: edge, room managers, NATS, HTTP", runServe},
 		{"token", "mint a client token (HS256 JWT)", runToken},
+		{"listen", "join a room and print what arrives", runListen},
+		{"send", "send one chat, like or gift and print the ack", runSend},
+		{"bench", "run a load scenario and say pass or fail", bench.Main},
 	}
 }
 
@@ -31,6 +37,10 @@ func main() {
 }
 
 func run(args []string) int {
+	// The bench re-executes this binary as its load workers.
+	if len(args) > 0 && args[0] == "bench-worker" {
+		return bench.WorkerMain(args[1:])
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage()
 		return 2

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"cmp"
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
@@ -168,8 +169,30 @@ func (r *room) roomState() proto.RoomState {
 	return proto.RoomState{
 		Title: r.policy.Title, Online: max(r.online, 0), Epoch: r.epoch, Seq: r.emitted,
 		Backlog: r.backlog.appendTo(nil), Budget: r.budget, SlowMode: slow,
-		VIPOnly: r.policy.VIPOnly, Closed: r.policy.Closed,
+		VIPOnly: r.policy.VIPOnly, Closed: r.policy.Closed, Live: r.live, Media: r.media,
 	}
+}
+
+// applyState follows a state entry's live flag and media codecs (the media
+// relay publishes {"live":true,"media":"h264"} and {"live":false}), so a
+// joiner's RoomState says whether a stream is on. Other state entries, and
+// Data that is not such JSON, leave them as they are.
+func (r *room) applyState(e proto.Entry) {
+	if e.Kind != proto.KindState || e.Data == "" {
+		return
+	}
+	var st struct {
+		Live  *bool  `json:"live"`
+		Media string `json:"media"`
+	}
+	if json.Unmarshal([]byte(e.Data), &st) != nil || st.Live == nil {
+		return
+	}
+	r.live, r.media = *st.Live, st.Media
+	if !r.live {
+		r.media = ""
+	}
+	r.state = nil
 }
 
 // stateBytes returns the encoded RoomState, rebuilding it only after a change

@@ -91,6 +91,7 @@ func (r *room) applyLoad(l loaded, want loadParts, now int64) {
 		for _, e := range l.window {
 			if e.Seq <= l.head.Seq {
 				r.window.push(e)
+				r.applyState(e) // a new owner knows the stream is live
 			}
 		}
 	}

@@ -1,11 +1,3 @@
-//go:build prometheus
-
-// Built only with -tags prometheus until go.sum carries client_golang's
-// dependencies (beorn7/perks, client_model, common, procfs, protobuf,
-// munnerz/goautoneg): without them any package importing
-// github.com/prometheus/client_golang/prometheus fails to build here. Once
-// go.sum has them, delete the build line above.
-
 package manager
 
 import "github.com/prometheus/client_golang/prometheus"

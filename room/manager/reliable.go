@@ -302,6 +302,7 @@ func (r *room) onPersisted(res persistRes, now int64) {
 	if !a.Duplicate {
 		r.window.push(a.Entry)
 		r.pendingRel = append(r.pendingRel, a.Entry)
+		r.applyState(a.Entry)
 	}
 }
 

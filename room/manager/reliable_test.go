@@ -464,3 +464,51 @@ func TestCloseRefusesLater(t *testing.T) {
 		t.Fatalf("join after close %+v", h.rec.reply(t, join))
 	}
 }
+
+// TestStateEntryLive: a state entry with a live flag (what the media relay
+// publishes) shows in every later join's RoomState, and a new owner reading
+// the room from the store knows it too.
+func TestStateEntryLive(t *testing.T) {
+	h := newHarness(t, manualConfig())
+	joined := func(h *harness) proto.RoomState {
+		t.Helper()
+		j, ok := h.waitReply(t, h.send("v", proto.RoleViewer, &proto.Join{ID: 1, Room: room1})).(*proto.Joined)
+		if !ok {
+			t.Fatal("join not answered with joined")
+		}
+		return j.State
+	}
+	if st := joined(h); st.Live || st.Media != "" {
+		t.Fatalf("fresh room is live: %+v", st)
+	}
+	steps := []struct {
+		data  string
+		live  bool
+		media string
+	}{
+		{`{"live":true,"media":"h264+opus"}`, true, "h264+opus"},
+		{`{"title":"no live field"}`, true, "h264+opus"}, // other state entries leave it
+		{`not json`, true, "h264+opus"},
+		{`{"live":false,"media":"h264"}`, false, ""},
+		{`{"live":true,"media":"h264"}`, true, "h264"},
+	}
+	for _, s := range steps {
+		if a := h.waitReply(t, h.publish(room1, proto.Entry{Kind: proto.KindState, Data: s.data}, "")).(*proto.Ack); a.Code != "" {
+			t.Fatalf("publish %s: %+v", s.data, a)
+		}
+		if st := joined(h); st.Live != s.live || st.Media != s.media {
+			t.Fatalf("after %s: live %v media %q, want %v %q", s.data, st.Live, st.Media, s.live, s.media)
+		}
+	}
+	// A second manager on the same store (a new owner) reads it back.
+	h2 := &harness{rec: newRecorder(t), store: h.store, clock: newFakeClock()}
+	m2, err := New(manualConfig(), h.store, h2.rec, WithClock(h2.clock.now), WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m2.Close)
+	h2.m = m2
+	if st := joined(h2); !st.Live || st.Media != "h264" {
+		t.Fatalf("new owner: %+v", st)
+	}
+}

@@ -74,6 +74,8 @@ type room struct {
 	sentAt       int64
 	msgID        uint64
 	state        []byte // cached encoded RoomState (nil = stale)
+	live         bool   // from the newest state entry with a "live" field
+	media        string // its "media" field
 	rw           proto.Writer
 	timer        *time.Timer
 	armed        int64 // when the timer fires, 0 = not armed
