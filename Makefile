@@ -6,7 +6,7 @@ BIN     := bin/danmaku
 # Race-detector runs exit without the default 1 s sleep per test binary.
 export GORACE ?= atexit_sleep_ms=0
 
-.PHONY: all build run test test-short bench fmt lint cluster clean
+.PHONY: all build run test test-short bench bench-go fmt lint cluster clean
 
 all: build
 
@@ -25,9 +25,18 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# The operators' load test against a local `danmaku serve`: the smoke
+# scenario, pass or fail (SCENARIO=bench/scenarios/x.yaml for another).
+bench: build
+	deploy/local-bench.sh $(SCENARIO)
+
 # Go benchmarks of the hot paths (codec, room manager, fan-out).
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./room/...
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./room/... ./edge/... ./fanout/...
+
+# Three nodes on loopback: embedded NATS servers clustered, the local Redis.
+cluster: build
+	deploy/local-cluster.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/danmaku/danmaku/bench/scenario"
@@ -159,6 +160,17 @@ func (s *senderState) giftAck(v *viewer, g *gift, a *proto.Ack, now time.Time) {
 	raise(&v.room.maxAcked, a.Seq)
 }
 
+// chatText makes each chat of a viewer distinct (the scenario's text and the
+// request id), so the server's duplicate-text suppression does not reject a
+// steady sender's every chat but the first of each window.
+func chatText(base string, id uint32) string {
+	suffix := " " + strconv.FormatUint(uint64(id), 36)
+	if r := []rune(base); len(r)+len(suffix) > proto.MaxTextRunes {
+		base = string(r[:proto.MaxTextRunes-len(suffix)])
+	}
+	return base + suffix
+}
+
 // sendChat writes one chat (mu not held).
 func (v *viewer) sendChat(now time.Time) {
 	w := v.w
@@ -172,7 +184,7 @@ func (v *viewer) sendChat(now time.Time) {
 	// mu is held across the write, so the ack (read under mu) cannot
 	// overtake the pending entry.
 	id := v.id()
-	if v.writeLocked(&proto.Chat{ID: id, Room: v.room.id, Text: s.room.Chat.Text, ClientTS: now.UnixMilli()}) != nil {
+	if v.writeLocked(&proto.Chat{ID: id, Room: v.room.id, Text: chatText(s.room.Chat.Text, id), ClientTS: now.UnixMilli()}) != nil {
 		w.counters.inc(ChatsSkipped)
 		return
 	}

@@ -124,7 +124,7 @@ func listen(ctx context.Context, c commonFlags, count int, asJSON, backlog bool,
 		return exitConnect
 	}
 	defer cl.Close()
-	st, err := cl.Join(ctx, c.room)
+	st, err := join(ctx, cl, c.room)
 	if err != nil {
 		fmt.Fprintf(errOut, "danmaku listen: join %q: %v\n", c.room, err)
 		return exitConnect
@@ -196,6 +196,22 @@ func listen(ctx context.Context, c commonFlags, count int, asJSON, backlog bool,
 	}
 }
 
+// join joins room, retrying while the answer is unavailable (the room's
+// owner is moving: a node died or drains) until ctx is done.
+func join(ctx context.Context, cl *client.Client, room string) (*proto.RoomState, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		st, err := cl.Join(ctx, room)
+		if err == nil || !errors.Is(err, proto.CodeUnavailable) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
 // sendResult is what `danmaku send` prints: the ack, as JSON.
 type sendResult struct {
 	OK         bool   `json:"ok"`
@@ -254,7 +270,7 @@ func runSend(args []string) int {
 		return exitConnect
 	}
 	defer cl.Close()
-	if _, err := cl.Join(ctx, c.room); err != nil {
+	if _, err := join(ctx, cl, c.room); err != nil {
 		fmt.Fprintf(os.Stderr, "danmaku send: join %q: %v\n", c.room, err)
 		return exitConnect
 	}
