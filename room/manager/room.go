@@ -216,6 +216,7 @@ func (r *room) step() bool {
 	r.drainInbox(now)
 	if len(flushes) > 0 {
 		r.emit(now)
+		r.publishStats(now) // what Rooms says after a flush includes it
 		for _, c := range flushes {
 			close(c)
 		}
