@@ -81,14 +81,12 @@ func (n *node) httpHandler() http.Handler {
 		mux.Handle("/api/v1/rooms/{room}/"+p+"/{id}", m)
 	}
 	n.adminRoutes(mux)
-	if web := webHandler(); web != nil {
-		mux.Handle("/", web)
-	}
+	mux.Handle("/", webHandler())
 	return http.MaxBytesHandler(mux, n.cfg.HTTP.MaxBody)
 }
 
-// webHandler serves the demo page and the JS SDK; nil until they exist.
-var webHandler = func() http.Handler { return nil }
+// webHandler serves the demo page and the JS SDK (web.go sets it).
+var webHandler = http.NotFoundHandler
 
 func (n *node) handleReady(w http.ResponseWriter, r *http.Request) {
 	var problems []string
