@@ -3,6 +3,8 @@ package fanout
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -463,6 +465,28 @@ func TestEmbeddedCluster(t *testing.T) {
 		eventually(t, 5*time.Second, tn.node.ID()+" to get the chat", func() bool {
 			return tn.edge.lossyTexts(room)["across the embedded cluster"] == 1
 		})
+	}
+
+	// A survey from any node reaches every node, the asker included; one
+	// without a SurveyFunc stays silent.
+	nodes[0].node.SetSurvey(func() []byte { return []byte("e0") })
+	nodes[1].node.SetSurvey(func() []byte { return []byte("e1") })
+	for _, c := range []struct {
+		from int
+		want string
+	}{{2, "e0 e1"}, {0, "e0 e1"}} {
+		answers, err := nodes[c.from].node.Survey(context.Background(), 500*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, a := range answers {
+			got = append(got, string(a))
+		}
+		slices.Sort(got)
+		if strings.Join(got, " ") != c.want {
+			t.Fatalf("survey from e%d: answers %q, want %s", c.from, got, c.want)
+		}
 	}
 }
 

@@ -14,10 +14,11 @@ const (
 	kindNoResp
 	kindOnline
 	kindCtl
+	kindSurvey
 	numKinds
 )
 
-var kindNames = [numKinds]string{"in", "out", "reply", "noresp", "online", "ctl"}
+var kindNames = [numKinds]string{"in", "out", "reply", "noresp", "online", "ctl", "survey"}
 
 func (k kind) String() string { return kindNames[k] }
 

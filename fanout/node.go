@@ -68,13 +68,14 @@ func WithState(s manager.State) Option { return func(o *options) { o.state = s }
 // (Watch, Unwatch, Forward) and manager.Sink plus manager.Backpressure
 // (Publish, Reply, Pending).
 type Node struct {
-	cfg   Config
-	id    string
-	subj  subjects
-	own   Ownership
-	log   *slog.Logger
-	met   *metrics
-	state manager.State
+	cfg    Config
+	id     string
+	survey atomic.Value // *surveyHolder (SetSurvey)
+	subj   subjects
+	own    Ownership
+	log    *slog.Logger
+	met    *metrics
+	state  manager.State
 
 	srv  *server.Server // the embedded server; nil with an external NATS
 	nc   *nats.Conn
@@ -236,6 +237,7 @@ func (n *Node) Start(mgr *manager.Manager, edge Edge) error {
 		{kindNoResp, n.subj.NoResponders(n.id), n.cfg.ControlPending, n.onNoResponders},
 		{kindOnline, n.subj.OnlineAll(), n.cfg.ControlPending, n.onCounts},
 		{kindCtl, n.subj.ctl, n.cfg.ControlPending, n.onControl},
+		{kindSurvey, n.subj.survey, n.cfg.ControlPending, n.onSurvey},
 	}
 	for _, f := range fixed {
 		if _, err := n.subscribe(f.k, f.subject, "", f.lim, f.h); err != nil {

@@ -22,8 +22,9 @@ import (
 //	                                   subject alone says whom to tell "unavailable"
 //	P.online.<node>                    the node's per-room member counts, every OnlineInterval
 //	P.ctl                              control events to every node
+//	P.survey                           admin surveys: every node answers on the reply inbox
 type subjects struct {
-	in, out, reply, nr, online, ctl string // prefixes ending in "." (ctl: the subject)
+	in, out, reply, nr, online, ctl, survey string // prefixes ending in "." (ctl, survey: the subjects)
 }
 
 func newSubjects(prefix string) subjects {
@@ -34,6 +35,7 @@ func newSubjects(prefix string) subjects {
 		nr:     prefix + ".nr.",
 		online: prefix + ".online.",
 		ctl:    prefix + ".ctl",
+		survey: prefix + ".survey",
 	}
 }
 

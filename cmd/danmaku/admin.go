@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/danmaku/danmaku/fanout"
@@ -15,7 +17,9 @@ import (
 // Bearer --admin-key, JSON in and out, errors as {"code","message"}.
 // Actions (sanctions, kicks, policy, notices, drains) go through
 // fanout.Node.Control, so they take effect on every node of the cluster.
-// Listings are what this node knows: rooms it owns or has members in.
+// Listings are cluster-wide: the node asked surveys every node over NATS
+// (fanout.Node.Survey, answers gathered for surveyWait) and merges what they
+// report; ?local=1 answers for the asked node alone.
 func (n *node) adminRoutes(mux *http.ServeMux) {
 	admin := n.bearer(n.cfg.HTTP.AdminKey, "admin key")
 	h := func(pattern string, f http.HandlerFunc) { mux.Handle(pattern, admin(f)) }
@@ -37,6 +41,8 @@ type roomView struct {
 	Members bool              `json:"members_here"`     // this node has viewers of the room
 	Online  int64             `json:"online"`           // cluster-wide viewers
 	Live    *media.StreamInfo `json:"stream,omitempty"` // the live stream on this node
+	// Nodes with viewers of the room (cluster-wide listings only).
+	Nodes []string `json:"nodes,omitempty"`
 	// Only when owned here (ask the owner node for the rest):
 	Epoch        string            `json:"epoch,omitempty"`
 	Seq          uint64            `json:"seq,omitempty"`
@@ -100,19 +106,115 @@ func (n *node) roomViews() []roomView {
 	return out
 }
 
+// surveyWait is how long a cluster-wide listing waits for the nodes' answers.
+const surveyWait = 300 * time.Millisecond
+
+// maxReportRooms bounds the rooms one node reports in a survey answer.
+const maxReportRooms = 2000
+
+// nodeReport is one node's answer to an admin survey.
+type nodeReport struct {
+	Node      nodeView   `json:"node"`
+	Rooms     []roomView `json:"rooms"`
+	Truncated bool       `json:"truncated,omitempty"` // more than maxReportRooms rooms
+}
+
+func (n *node) report() nodeReport {
+	rep := nodeReport{Node: n.nodeView(), Rooms: n.roomViews()}
+	if len(rep.Rooms) > maxReportRooms {
+		rep.Rooms, rep.Truncated = rep.Rooms[:maxReportRooms], true
+	}
+	return rep
+}
+
+// answerSurvey is this node's fanout.SurveyFunc.
+func (n *node) answerSurvey() []byte {
+	b, _ := json.Marshal(n.report())
+	return b
+}
+
+// reports surveys the cluster (or only this node with ?local=1).
+func (n *node) reports(r *http.Request) ([]nodeReport, error) {
+	if r.URL.Query().Get("local") != "" {
+		return []nodeReport{n.report()}, nil
+	}
+	answers, err := n.bus.Survey(r.Context(), surveyWait)
+	if err != nil {
+		return nil, err
+	}
+	reps := make([]nodeReport, 0, len(answers))
+	for _, a := range answers {
+		var rep nodeReport
+		if json.Unmarshal(a, &rep) == nil {
+			reps = append(reps, rep)
+		}
+	}
+	sort.Slice(reps, func(i, j int) bool { return reps[i].Node.Node < reps[j].Node.Node })
+	return reps, nil
+}
+
+// mergeRooms folds the nodes' views into one per room: the owner's view
+// (rates, drops, policy) with the list of nodes that have viewers there.
+func mergeRooms(reps []nodeReport) []roomView {
+	byRoom := map[string]*roomView{}
+	var order []string
+	for _, rep := range reps {
+		for _, v := range rep.Rooms {
+			m, ok := byRoom[v.Room]
+			if !ok {
+				cp := v
+				cp.Nodes = nil
+				m, byRoom[v.Room] = &cp, &cp
+				order = append(order, v.Room)
+			} else if v.Owned && !m.Owned {
+				nodes, stream := m.Nodes, m.Live
+				*m = v
+				m.Nodes = nodes
+				if m.Live == nil {
+					m.Live = stream
+				}
+			} else if m.Live == nil {
+				m.Live = v.Live
+			}
+			if v.Members {
+				m.Nodes = append(m.Nodes, rep.Node.Node)
+			}
+			m.Online = max(m.Online, v.Online)
+		}
+	}
+	sort.Strings(order)
+	out := make([]roomView, 0, len(order))
+	for _, room := range order {
+		v := *byRoom[room]
+		v.Members = len(v.Nodes) > 0
+		out = append(out, v)
+	}
+	return out
+}
+
 func (n *node) adminRooms(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"node": n.cfg.NodeID, "rooms": n.roomViews()})
+	reps, err := n.reports(r)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, string(proto.CodeUnavailable), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": len(reps), "rooms": mergeRooms(reps)})
 }
 
 func (n *node) adminRoom(w http.ResponseWriter, r *http.Request) {
 	room := r.PathValue("room")
-	for _, v := range n.roomViews() {
+	reps, err := n.reports(r)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, string(proto.CodeUnavailable), "%v", err)
+		return
+	}
+	for _, v := range mergeRooms(reps) {
 		if v.Room == room {
 			writeJSON(w, http.StatusOK, v)
 			return
 		}
 	}
-	writeErr(w, http.StatusNotFound, "not_found", "room %q is not active on node %s (ask its owner node)", room, n.cfg.NodeID)
+	writeErr(w, http.StatusNotFound, "not_found", "room %q is not active on any node that answered", room)
 }
 
 func validRoom(w http.ResponseWriter, room string) bool {
@@ -252,7 +354,7 @@ type nodeView struct {
 	Streams     int               `json:"streams"`
 }
 
-func (n *node) adminNodes(w http.ResponseWriter, r *http.Request) {
+func (n *node) nodeView() nodeView {
 	st := n.edge.Stats()
 	owned := 0
 	for _, ri := range n.bus.Rooms() {
@@ -264,8 +366,20 @@ func (n *node) adminNodes(w http.ResponseWriter, r *http.Request) {
 		ConnsWS: st.ConnsWS, MaxConns: st.MaxConns, Rooms: st.Rooms, OwnedRooms: owned,
 		ActiveRooms: n.mgr.Counters().ActiveRooms, Members: st.Members, Rejects: st.Rejects, Drops: st.Drops,
 		Streams: len(n.media.Streams())}
-	// Each node answers for itself: ask every node's admin API for the cluster.
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": []nodeView{v}})
+	return v
+}
+
+func (n *node) adminNodes(w http.ResponseWriter, r *http.Request) {
+	reps, err := n.reports(r)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, string(proto.CodeUnavailable), "%v", err)
+		return
+	}
+	views := make([]nodeView, len(reps))
+	for i, rep := range reps {
+		views[i] = rep.Node
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"nodes": views})
 }
 
 func (n *node) adminDrain(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -104,6 +105,30 @@ func TestClusterCrossNode(t *testing.T) {
 		return r.Code == "muted"
 	})
 	t.Logf("mute effective on node 2 after %v", time.Since(muteAt).Round(time.Millisecond))
+
+	// The admin API on node 1 lists the whole cluster.
+	admin := "http://" + s1.http + "/api/v1/admin"
+	if code, body := api(t, "GET", admin+"/nodes", "test-admin", ""); code != 200 || len(body["nodes"].([]any)) != 3 {
+		t.Fatalf("nodes: %d %v", code, body)
+	}
+	code, room := api(t, "GET", admin+"/rooms/xnode", "test-admin", "")
+	nodes, _ := room["nodes"].([]any)
+	if code != 200 || room["owner"] == "" || len(nodes) != 2 || nodes[0] != "n2" || nodes[1] != "n3" {
+		t.Fatalf("room xnode: %d %v", code, room)
+	}
+	if code, body := api(t, "GET", admin+"/rooms/xnode?local=1", "test-admin", ""); code != 200 && code != 404 {
+		t.Fatalf("local room view: %d %v", code, body)
+	}
+	// Draining node 3 from node 1's admin API moves node 3's viewers away.
+	if code, body := api(t, "POST", admin+"/nodes/n3/drain", "test-admin", ""); code != 200 {
+		t.Fatalf("drain n3: %d %v", code, body)
+	}
+	waitFor(t, 20*time.Second, "node 3's viewer to be asked to reconnect", func() bool {
+		return strings.Contains(l3.stderr.String(), "reconnect_requested")
+	})
+	if strings.Contains(l2.stderr.String(), "reconnect_requested") {
+		t.Fatal("draining node 3 moved node 2's viewer")
+	}
 }
 
 // TestClusterOwnerKilled: gifts flow from a non-owner node while the owner

@@ -154,6 +154,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, out io.Writer
 		return fmt.Errorf("media: %w", err)
 	}
 	closers = append(closers, func() { n.media.Close() })
+	n.bus.SetSurvey(n.answerSurvey) // every component is up: admin surveys may read them
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
