@@ -1,6 +1,9 @@
 package redisstore
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
 
 type metrics struct {
 	// ops counts calls by op (append, head, since, backlog, …) and result
@@ -52,4 +55,46 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// poolCollector exports go-redis's connection pool counters: how many
+// connections it holds, how many it had to open (a Redis restart or a
+// network cut shows as a burst of dials: the reconnects), and how often a
+// call waited past PoolTimeout for one.
+type poolCollector struct {
+	stats                         func() *redis.PoolStats
+	conns, dials, timeouts, stale *prometheus.Desc
+}
+
+func newPoolCollector(stats func() *redis.PoolStats) *poolCollector {
+	return &poolCollector{
+		stats: stats,
+		conns: prometheus.NewDesc("danmaku_redisstore_pool_connections",
+			"Connections in the Redis pool, by state (total, idle).", []string{"state"}, nil),
+		dials: prometheus.NewDesc("danmaku_redisstore_pool_dials_total",
+			"Connections the pool had to open (no idle one): startup, then reconnects after Redis restarts or cuts.", nil, nil),
+		timeouts: prometheus.NewDesc("danmaku_redisstore_pool_timeouts_total",
+			"Calls that waited past the pool timeout for a connection.", nil, nil),
+		stale: prometheus.NewDesc("danmaku_redisstore_pool_stale_total",
+			"Connections closed as broken or stale.", nil, nil),
+	}
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.conns
+	ch <- c.dials
+	ch <- c.timeouts
+	ch <- c.stale
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	if st == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.TotalConns), "total")
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.IdleConns), "idle")
+	ch <- prometheus.MustNewConstMetric(c.dials, prometheus.CounterValue, float64(st.Misses))
+	ch <- prometheus.MustNewConstMetric(c.timeouts, prometheus.CounterValue, float64(st.Timeouts))
+	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.CounterValue, float64(st.StaleConns))
 }

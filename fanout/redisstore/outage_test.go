@@ -16,6 +16,8 @@ import (
 
 	"github.com/danmaku/danmaku/room/manager"
 	"github.com/danmaku/danmaku/room/proto"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // failFastLimit is how long a call to a dead Redis may take in these tests:
@@ -271,5 +273,46 @@ func TestRedisRestartWithoutPersistence(t *testing.T) {
 	}
 	if r := mustSince(t, s, "r1", old.Epoch, 3, 0); r.Complete {
 		t.Fatalf("resume in the lost epoch is complete: %+v", r)
+	}
+}
+
+// TestPoolMetricsCountReconnects: a Redis restart shows as new pool dials
+// in danmaku_redisstore_pool_dials_total.
+func TestPoolMetricsCountReconnects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	srv := startRedis(t)
+	cfg := DefaultConfig()
+	cfg.URL = srv.url()
+	cfg.Prefix = "pool"
+	reg := prometheus.NewRegistry()
+	s := newTestStore(t, cfg, WithRegisterer(reg))
+	dials := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "danmaku_redisstore_pool_dials_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no danmaku_redisstore_pool_dials_total")
+		return 0
+	}
+	mustHead(t, s, "p1")
+	before := dials()
+	if before < 1 {
+		t.Fatalf("dials before the restart: %v", before)
+	}
+	srv.kill()
+	srv.start()
+	eventually(t, 10*time.Second, "the store to work again", func() bool {
+		_, err := s.Head(context.Background(), "p1")
+		return err == nil
+	})
+	if after := dials(); after <= before {
+		t.Fatalf("dials %v after the restart, %v before", after, before)
 	}
 }

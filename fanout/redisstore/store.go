@@ -92,6 +92,12 @@ func New(cfg Config, opts ...Option) (*Store, error) {
 		applyTimeouts(ro, cfg)
 		s.rdb, s.owned = redis.NewClient(ro), true
 	}
+	if o.reg != nil {
+		if err := o.reg.Register(newPoolCollector(s.rdb.PoolStats)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("redisstore metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
