@@ -152,7 +152,13 @@ func (s *server) tcp() string { return "tcp://" + s.edge }
 // ready. extra flags come after the defaults, so they win.
 func startServe(t testing.TB, extra ...string) *server {
 	t.Helper()
-	s := &server{edge: freeAddr(t), http: freeAddr(t), secret: "test-secret"}
+	return startServeAt(t, freeAddr(t), freeAddr(t), extra...)
+}
+
+// startServeAt is startServe on given addresses (a restart comes back on them).
+func startServeAt(t testing.TB, edgeAddr, httpAddr string, extra ...string) *server {
+	t.Helper()
+	s := &server{edge: edgeAddr, http: httpAddr, secret: "test-secret"}
 	args := append([]string{"serve", "--edge", s.edge, "--http", s.http, "--secret", s.secret,
 		"--rtmp", "", "--api-key", "test-api", "--admin-key", "test-admin", "--log-level", "debug"}, extra...)
 	s.proc = start(t, args...)
