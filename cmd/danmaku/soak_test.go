@@ -116,7 +116,8 @@ func (d *chaosDialer) remove(addr string) {
 // reliable entries exactly once, in seq order; the test checks it did).
 type giftWatcher struct {
 	mu       sync.Mutex
-	seqs     []uint64
+	seqs     []uint64 // gifts
+	all      []uint64 // every reliable entry
 	epoch    string
 	downAt   time.Time     // when the connection dropped, zero while up
 	longest  time.Duration // longest disconnected → reconnected
@@ -162,6 +163,7 @@ func watch(t *testing.T, ctx context.Context, url, tok, room string, d *chaosDia
 			}
 			w.mu.Lock()
 			for _, e := range ev.Batch.Reliable {
+				w.all = append(w.all, e.Seq)
 				if e.Kind == proto.KindGift {
 					w.seqs = append(w.seqs, e.Seq)
 				}
@@ -170,6 +172,12 @@ func watch(t *testing.T, ctx context.Context, url, tok, room string, d *chaosDia
 		}
 	}()
 	return w
+}
+
+func (w *giftWatcher) snapshotAll() []uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]uint64(nil), w.all...)
 }
 
 func (w *giftWatcher) snapshot() []uint64 {
