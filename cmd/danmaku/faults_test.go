@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/danmaku/danmaku/room/auth"
 	"github.com/danmaku/danmaku/room/client"
 	"github.com/danmaku/danmaku/room/proto"
 )
@@ -238,15 +237,9 @@ func TestNATSKilledAndRestarted(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	secret := []byte(nodes[0].secret)
-	mint := func(user string) string {
-		tok, _ := auth.Sign(secret, user, user, proto.RoleViewer, nil, time.Hour)
-		return tok
-	}
-	fixed := func(addr string) *chaosDialer { return &chaosDialer{live: []string{addr}, conns: map[net.Conn]bool{}} }
-	w1 := watch(t, ctx, "tcp://"+nodes[0].edge, mint("w1"), "natsroom", fixed(nodes[0].edge))
-	w2 := watch(t, ctx, "tcp://"+nodes[1].edge, mint("w2"), "natsroom", fixed(nodes[1].edge))
-	payer, err := client.Dial(ctx, "tcp://"+nodes[1].edge, mint("payer"), client.WithGiftDeadline(60*time.Second))
+	w1 := watch(t, ctx, "tcp://"+nodes[0].edge, mint(t, nodes[0].secret, "w1", proto.RoleViewer), "natsroom", fixedDialer(nodes[0].edge))
+	w2 := watch(t, ctx, "tcp://"+nodes[1].edge, mint(t, nodes[0].secret, "w2", proto.RoleViewer), "natsroom", fixedDialer(nodes[1].edge))
+	payer, err := client.Dial(ctx, "tcp://"+nodes[1].edge, mint(t, nodes[0].secret, "payer", proto.RoleViewer), client.WithGiftDeadline(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,13 +286,8 @@ func TestNodeCutOff(t *testing.T) {
 	n2 := startServe(t, "--node-id", "n2", "--nats", "nats://"+proxy.addr(), "--redis", rd.url(), "--redis-prefix", prefix)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mint := func(user string) string {
-		tok, _ := auth.Sign([]byte(n1.secret), user, user, proto.RoleViewer, nil, time.Hour)
-		return tok
-	}
-	fixed := func(addr string) *chaosDialer { return &chaosDialer{live: []string{addr}, conns: map[net.Conn]bool{}} }
 	// The payer on n1 joins first: n1 owns the room, n2 only watches it.
-	payer, err := client.Dial(ctx, "tcp://"+n1.edge, mint("payer"), client.WithGiftDeadline(60*time.Second))
+	payer, err := client.Dial(ctx, "tcp://"+n1.edge, mint(t, n1.secret, "payer", proto.RoleViewer), client.WithGiftDeadline(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,8 +295,8 @@ func TestNodeCutOff(t *testing.T) {
 	if _, err := join(ctx, payer, "cutroom"); err != nil {
 		t.Fatal(err)
 	}
-	w1 := watch(t, ctx, "tcp://"+n1.edge, mint("w1"), "cutroom", fixed(n1.edge))
-	w2 := watch(t, ctx, "tcp://"+n2.edge, mint("w2"), "cutroom", fixed(n2.edge))
+	w1 := watch(t, ctx, "tcp://"+n1.edge, mint(t, n1.secret, "w1", proto.RoleViewer), "cutroom", fixedDialer(n1.edge))
+	w2 := watch(t, ctx, "tcp://"+n2.edge, mint(t, n1.secret, "w2", proto.RoleViewer), "cutroom", fixedDialer(n2.edge))
 	stop := make(chan struct{})
 	g := sendGifts(t, ctx, payer, "cutroom", "cut", stop)
 	waitFor(t, 20*time.Second, "gifts before the cut", func() bool { return g.count() >= 20 })

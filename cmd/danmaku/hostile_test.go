@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/danmaku/danmaku/room/auth"
 	"github.com/danmaku/danmaku/room/client"
 	"github.com/danmaku/danmaku/room/proto"
 )
@@ -51,10 +50,6 @@ func TestHostileCrowd(t *testing.T) {
 	s := startServe(t, "--config", cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	mint := func(user string, role proto.Role) string {
-		tok, _ := auth.Sign([]byte(s.secret), user, user, role, nil, time.Hour)
-		return tok
-	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			body, _ := httpGet("http://" + s.http + "/metrics")
@@ -82,7 +77,7 @@ func TestHostileCrowd(t *testing.T) {
 		halfOpen = append(halfOpen, c)
 	}
 	// 500 members that never read.
-	hello := proto.Encode(&proto.Hello{ID: 1, Version: proto.Version, SDK: "test", SDKVersion: "1", Platform: "test", Token: mint("slow", proto.RoleViewer)})
+	hello := proto.Encode(&proto.Hello{ID: 1, Version: proto.Version, SDK: "test", SDKVersion: "1", Platform: "test", Token: mint(t, s.secret, "slow", proto.RoleViewer)})
 	joinFrame := proto.Encode(&proto.Join{ID: 2, Room: room})
 	for i := range 500 {
 		c, err := dialFrom(src(i+37), s.edge, true)
@@ -97,11 +92,10 @@ func TestHostileCrowd(t *testing.T) {
 		}
 	}
 	// Two ordinary viewers: a moderator talking (10 msgs/s allowed), a viewer listening.
-	fixed := &chaosDialer{live: []string{s.edge}, conns: map[net.Conn]bool{}}
-	listener := watch(t, ctx, s.tcp(), mint("listener", proto.RoleViewer), room, fixed)
+	listener := watch(t, ctx, s.tcp(), mint(t, s.secret, "listener", proto.RoleViewer), room, fixedDialer(s.edge))
 	var chats []string
 	var chatMu sync.Mutex
-	lc, err := client.Dial(ctx, s.tcp(), mint("listener2", proto.RoleViewer), client.WithOnEvent(func(ev client.Event) {
+	lc, err := client.Dial(ctx, s.tcp(), mint(t, s.secret, "listener2", proto.RoleViewer), client.WithOnEvent(func(ev client.Event) {
 		if ev.Kind == client.EventBatch {
 			chatMu.Lock()
 			for _, e := range ev.Batch.Lossy {
@@ -119,7 +113,7 @@ func TestHostileCrowd(t *testing.T) {
 	if _, err := join(ctx, lc, room); err != nil {
 		t.Fatal(err)
 	}
-	talker, err := client.Dial(ctx, s.tcp(), mint("talker", proto.RoleModerator))
+	talker, err := client.Dial(ctx, s.tcp(), mint(t, s.secret, "talker", proto.RoleModerator))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +129,7 @@ func TestHostileCrowd(t *testing.T) {
 	}
 	defer flood.Close()
 	fb := proto.AppendFrame(append([]byte(nil), proto.Preamble[:]...), proto.Encode(&proto.Hello{ID: 1, Version: proto.Version,
-		SDK: "flood", SDKVersion: "1", Platform: "test", Token: mint("flooder", proto.RoleViewer)}))
+		SDK: "flood", SDKVersion: "1", Platform: "test", Token: mint(t, s.secret, "flooder", proto.RoleViewer)}))
 	fb = proto.AppendFrame(fb, proto.Encode(&proto.Join{ID: 2, Room: room}))
 	for i := range 10000 {
 		fb = proto.AppendFrame(fb, proto.Encode(&proto.Chat{ID: uint32(3 + i), Room: room, Text: fmt.Sprintf("flood %d", i)}))

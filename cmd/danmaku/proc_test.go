@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/danmaku/danmaku/room/auth"
+	"github.com/danmaku/danmaku/room/proto"
 )
 
 // These tests run the real binary: `go build` once in TestMain, then every
@@ -198,6 +201,16 @@ func token(t testing.TB, secret, user, role string) string {
 		t.Fatalf("danmaku token: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// mint signs a token in-process (what `danmaku token` prints), name = user.
+func mint(t testing.TB, secret, user string, role proto.Role) string {
+	t.Helper()
+	tok, err := auth.Sign([]byte(secret), user, user, role, nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // runCLI runs a short-lived danmaku command and returns stdout and the exit code.

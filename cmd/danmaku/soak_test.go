@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/danmaku/danmaku/fanout/redisstore"
-	"github.com/danmaku/danmaku/room/auth"
 	"github.com/danmaku/danmaku/room/client"
 	"github.com/danmaku/danmaku/room/proto"
 )
@@ -88,6 +87,11 @@ func (d *chaosDialer) dial(ctx context.Context, network, _ string) (net.Conn, er
 		d.mu.Unlock()
 	}
 	return c, err
+}
+
+// fixedDialer dials addr only.
+func fixedDialer(addr string) *chaosDialer {
+	return &chaosDialer{live: []string{addr}, conns: map[net.Conn]bool{}}
 }
 
 // cutOne closes one random open connection.
@@ -211,14 +215,6 @@ func TestGiftSoak(t *testing.T) {
 		}
 		nodes = append(nodes, startServe(t, args...))
 	}
-	secret := []byte(nodes[0].secret)
-	mint := func(user string) string {
-		tok, err := auth.Sign(secret, user, user, proto.RoleViewer, nil, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
 	d := &chaosDialer{conns: map[net.Conn]bool{}}
 	for _, n := range nodes {
 		d.live = append(d.live, n.edge)
@@ -227,7 +223,7 @@ func TestGiftSoak(t *testing.T) {
 	defer cancel()
 	var watchers []*giftWatcher
 	for i := range 3 {
-		watchers = append(watchers, watch(t, ctx, "tcp://"+nodes[0].edge, mint(fmt.Sprintf("watch%d", i)), room, d))
+		watchers = append(watchers, watch(t, ctx, "tcp://"+nodes[0].edge, mint(t, nodes[0].secret, fmt.Sprintf("watch%d", i), proto.RoleViewer), room, d))
 	}
 	var owner string
 	waitFor(t, 10*time.Second, "an owner", func() bool { owner = (&cluster{nodes: nodes}).owner(t, nodes[0], room); return owner != "" })
@@ -244,7 +240,7 @@ func TestGiftSoak(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			user := fmt.Sprintf("payer%d", s)
-			c, err := client.Dial(ctx, "tcp://"+nodes[0].edge, mint(user), client.WithNetDial(d.dial),
+			c, err := client.Dial(ctx, "tcp://"+nodes[0].edge, mint(t, nodes[0].secret, user, proto.RoleViewer), client.WithNetDial(d.dial),
 				client.WithBackoff(50*time.Millisecond, time.Second), client.WithGiftDeadline(90*time.Second),
 				client.WithGiftAttemptTimeout(2*time.Second))
 			if err != nil {
@@ -453,21 +449,13 @@ func TestRollingRestart(t *testing.T) {
 	for _, n := range nodes {
 		d.live = append(d.live, n.edge)
 	}
-	secret := []byte(nodes[0].secret)
-	mint := func(user string) string {
-		tok, err := auth.Sign(secret, user, user, proto.RoleViewer, nil, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var watchers []*giftWatcher
 	for i := range 6 {
-		watchers = append(watchers, watch(t, ctx, "tcp://"+nodes[0].edge, mint(fmt.Sprintf("viewer%d", i)), room, d))
+		watchers = append(watchers, watch(t, ctx, "tcp://"+nodes[0].edge, mint(t, nodes[0].secret, fmt.Sprintf("viewer%d", i), proto.RoleViewer), room, d))
 	}
-	payer, err := client.Dial(ctx, "tcp://"+nodes[0].edge, mint("payer"), client.WithNetDial(d.dial),
+	payer, err := client.Dial(ctx, "tcp://"+nodes[0].edge, mint(t, nodes[0].secret, "payer", proto.RoleViewer), client.WithNetDial(d.dial),
 		client.WithBackoff(50*time.Millisecond, time.Second), client.WithGiftDeadline(60*time.Second))
 	if err != nil {
 		t.Fatal(err)
