@@ -56,6 +56,14 @@ type Config struct {
 	// HardCap is the outbound backlog past which the connection is closed
 	// (code slow_consumer; the client resumes by seq). Default 4 MiB.
 	HardCap int
+	// MaxOutbound bounds the node: when the outbound backlogs of all
+	// connections together pass it (sampled each scan tick), every
+	// connection is held to a fair share, MaxOutbound / connections (at
+	// least 64 KiB, at most HardCap; the soft cap becomes half of it), so
+	// the most behind are closed slow_consumer first and memory stays near
+	// MaxOutbound however many viewers fall behind at once. 0 = no node
+	// limit (per-connection caps only). Default 1 GiB.
+	MaxOutbound int64
 	// DrainTimeout bounds Drain: connections still open after it are closed.
 	// Default 30 s.
 	DrainTimeout time.Duration
@@ -118,6 +126,7 @@ func DefaultConfig() Config {
 		MaxRoomsPerConn:  8,
 		SoftCap:          256 << 10,
 		HardCap:          4 << 20,
+		MaxOutbound:      1 << 30,
 		DrainTimeout:     30 * time.Second,
 		DrainJitter:      10 * time.Second,
 		NodeID:           randomNodeID(),
@@ -164,6 +173,8 @@ func (c *Config) Validate() error {
 		return bad("SoftCap", "must be > 0")
 	case c.HardCap <= c.SoftCap:
 		return bad("HardCap", "must be > SoftCap")
+	case c.MaxOutbound < 0:
+		return bad("MaxOutbound", "must be ≥ 0")
 	case c.DrainTimeout <= 0:
 		return bad("DrainTimeout", "must be > 0")
 	case c.DrainJitter < 0:

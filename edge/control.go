@@ -52,7 +52,7 @@ func (l *loop) reply(r *manager.Reply) {
 			}
 		}
 	}
-	if c.gc.OutboundBuffered() > l.srv.cfg.HardCap {
+	if c.gc.OutboundBuffered() > l.hardCap {
 		l.kill(c, 0, proto.CodeSlowConsumer, closeSlowConsumer)
 		return
 	}
@@ -173,7 +173,7 @@ func (s *Server) Notice(n *proto.Notice) {
 				if c.phase != phaseReady {
 					continue
 				}
-				if c.gc.OutboundBuffered() > l.srv.cfg.HardCap {
+				if c.gc.OutboundBuffered() > l.hardCap {
 					l.kill(c, 0, proto.CodeSlowConsumer, closeSlowConsumer)
 					continue
 				}

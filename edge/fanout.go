@@ -68,7 +68,6 @@ func (s *Server) DeliverBatch(e *manager.Emitted) {
 // copies what the socket does not take at once, so they are free again after
 // each Write); Writev is not used because it rewrites its [][]byte argument.
 func (l *loop) writeRoom(lr *loopRoom) {
-	cfg := &l.srv.cfg
 	q := lr.queued
 	lossy, reliable := 0, 0
 	for _, f := range q {
@@ -89,12 +88,12 @@ func (l *loop) writeRoom(lr *loopRoom) {
 		}
 		c := lr.members[i]
 		backlog := c.gc.OutboundBuffered()
-		if backlog > cfg.HardCap {
+		if backlog > l.hardCap {
 			l.kill(c, 0, proto.CodeSlowConsumer, closeSlowConsumer)
 			continue
 		}
 		out := all
-		if backlog > cfg.SoftCap && lossy > 0 {
+		if backlog > l.softCap && lossy > 0 {
 			c.slotOf(lr).missed += uint32(lossy)
 			c.missedAny = true
 			skipped += uint64(lossy)
@@ -105,7 +104,7 @@ func (l *loop) writeRoom(lr *loopRoom) {
 				rel = l.coalesce(&l.rel, q, true)
 			}
 			out = rel
-		} else if c.missedAny && backlog <= cfg.SoftCap {
+		} else if c.missedAny && backlog <= l.softCap {
 			l.tellMissed(c)
 		}
 		b := out[0]

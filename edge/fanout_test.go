@@ -269,3 +269,47 @@ func TestDeliverBatchEdgeCases(t *testing.T) {
 	require.EqualValues(t, 1, st.Drops["wrong_node"])
 	require.EqualValues(t, 1, st.Drops["session_gone"], "no connection ever opened on loop 1")
 }
+
+// TestMaxOutboundFairShare: with a node budget (MaxOutbound) far below the
+// per-connection hard cap times the slow members, the slow members are
+// closed at their fair share of the budget instead of each growing to the
+// hard cap; the fast members get every batch, in order.
+func TestMaxOutboundFairShare(t *testing.T) {
+	const slowN = 4
+	s, _ := startServer(t, func(c *Config) {
+		c.SoftCap, c.HardCap = 32<<10, 64<<20 // alone, the hard cap would never be reached here
+		c.MaxOutbound = 512 << 10             // 4 slow members × 64 MiB would be 256 MiB
+	})
+	const room, n = "budget", 4000
+	var readers []*reader
+	for _, useWS := range []bool{false, true} {
+		c := dial(t, s, useWS)
+		c.hello(token(t, "fast", proto.RoleViewer))
+		c.join(room)
+		readers = append(readers, startReader(c))
+	}
+	for range slowN {
+		slow := dialTCPSmallWindow(t, s)
+		slow.hello(token(t, "slow", proto.RoleViewer))
+		slow.join(room)
+	}
+	behind := func() uint64 {
+		least := n
+		for _, r := range readers {
+			b, _, _ := r.snapshot()
+			least = min(least, b)
+		}
+		return uint64(least)
+	}
+	pressured := false
+	for i := uint64(1); i <= n && s.Stats().Closes["slow_consumer"] < slowN; i++ {
+		eventually(t, 20*time.Second, func() bool { return i-behind() <= 32 }, "fast readers keep up")
+		s.DeliverBatch(bigBatch(room, i, i, 2000))
+		pressured = pressured || s.Stats().OutboundPressure
+	}
+	eventually(t, 20*time.Second, func() bool { return s.Stats().Closes["slow_consumer"] == slowN },
+		"slow consumers closed at their fair share %+v", s.Stats().Closes)
+	require.True(t, pressured, "the node reported outbound pressure")
+	require.EqualValues(t, 2, s.Stats().Members)
+	t.Logf("%d slow members closed under a 512 KiB node budget (hard cap 64 MiB)", slowN)
+}

@@ -31,6 +31,9 @@ type loop struct {
 	srv *Server
 	idx int
 	ctr counters
+	// softCap and hardCap are the caps in force (Config's, or the node's
+	// fair share under MaxOutbound), set on each scan.
+	softCap, hardCap int
 
 	mu        sync.Mutex
 	el        gnet.EventLoop // set when the loop's first connection opens
@@ -68,6 +71,8 @@ func newLoop(s *Server, idx int) *loop {
 	l := &loop{
 		srv:      s,
 		idx:      idx,
+		softCap:  s.cfg.SoftCap,
+		hardCap:  s.cfg.HardCap,
 		sessions: make(map[uint64]*conn),
 		rooms:    make(map[string]*loopRoom),
 		hs:       wsframe.NewHandshake(maxHTTPHead),
@@ -203,6 +208,7 @@ func (l *loop) runInbox(context.Context) error {
 // their outbound backlog. It runs on the tick (no timer per connection).
 func (l *loop) scan(now int64) {
 	cfg := &l.srv.cfg
+	l.softCap, l.hardCap = l.srv.outboundCaps()
 	handshake := cfg.HandshakeTimeout.Milliseconds()
 	silence := 2 * cfg.Heartbeat.Milliseconds()
 	var outbound int64
@@ -221,12 +227,38 @@ func (l *loop) scan(now int64) {
 			b := c.gc.OutboundBuffered()
 			outbound += int64(b)
 			switch {
-			case b > cfg.HardCap:
+			case b > l.hardCap:
 				l.kill(c, 0, proto.CodeSlowConsumer, closeSlowConsumer)
-			case c.missedAny && b <= cfg.SoftCap:
+			case c.missedAny && b <= l.softCap:
 				l.tellMissed(c)
 			}
 		}
 	}
 	l.ctr.outbound.Store(outbound)
+}
+
+// minFairShare is the least backlog a connection keeps under MaxOutbound
+// pressure: a few batches of a busy room.
+const minFairShare = 64 << 10
+
+// outboundCaps returns the soft and hard caps in force: Config's, or, while
+// the node's outbound backlog (the loops' last samples) is past MaxOutbound,
+// each connection's fair share of it.
+func (s *Server) outboundCaps() (soft, hard int) {
+	soft, hard = s.cfg.SoftCap, s.cfg.HardCap
+	if s.cfg.MaxOutbound <= 0 {
+		return soft, hard
+	}
+	var total int64
+	for _, l := range s.loops {
+		total += l.ctr.outbound.Load()
+	}
+	if total <= s.cfg.MaxOutbound {
+		s.pressure.Store(false)
+		return soft, hard
+	}
+	s.pressure.Store(true)
+	fair := s.cfg.MaxOutbound / max(s.open.Load(), 1)
+	hard = int(min(max(fair, minFairShare), int64(hard)))
+	return min(soft, hard/2), hard
 }

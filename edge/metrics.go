@@ -138,6 +138,7 @@ type collector struct {
 	accepts, rejects, closes, drops, badInput, framesIn *prometheus.Desc
 	batches, delivered, writes, bytesOut, skipped       *prometheus.Desc
 	conns, rooms, members, outbound, forwardQueue       *prometheus.Desc
+	pressure                                            *prometheus.Desc
 	latency                                             prometheus.Histogram
 }
 
@@ -163,6 +164,7 @@ func newCollector(s *Server) *collector {
 		members:      d("members", "Room memberships on this node."),
 		outbound:     d("outbound_buffered_bytes", "Bytes waiting in connections' outbound buffers (sampled each scan tick)."),
 		forwardQueue: d("forward_queue", "Requests waiting for the Bus.Forward goroutines."),
+		pressure:     d("outbound_pressure", "1 while the node's outbound backlog is past MaxOutbound (connections held to a fair share)."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "danmaku_edge_fanout_latency_seconds",
 			Help:    "From the owner emitting a batch to an event loop having written it to its members.",
@@ -173,7 +175,7 @@ func newCollector(s *Server) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.accepts, c.rejects, c.closes, c.drops, c.badInput, c.framesIn,
-		c.delivered, c.batches, c.writes, c.bytesOut, c.skipped, c.conns, c.rooms, c.members, c.outbound, c.forwardQueue} {
+		c.delivered, c.batches, c.writes, c.bytesOut, c.skipped, c.conns, c.rooms, c.members, c.outbound, c.forwardQueue, c.pressure} {
 		ch <- d
 	}
 	c.latency.Describe(ch)
@@ -215,5 +217,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.members, st.Members)
 	gauge(c.outbound, st.OutboundBuffered)
 	gauge(c.forwardQueue, int64(st.ForwardQueue))
+	p := int64(0)
+	if st.OutboundPressure {
+		p = 1
+	}
+	gauge(c.pressure, p)
 	c.latency.Collect(ch)
 }

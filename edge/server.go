@@ -39,6 +39,7 @@ type Server struct {
 	metrics *collector
 
 	open         atomic.Int64 // admitted connections not yet closed
+	pressure     atomic.Bool  // the outbound backlog is past MaxOutbound (outboundCaps)
 	connsPending atomic.Int64
 	connsTCP     atomic.Int64
 	connsWS      atomic.Int64
@@ -293,6 +294,9 @@ type Stats struct {
 	// OutboundBuffered is the sum of connections' outbound backlogs at the
 	// last scan tick.
 	OutboundBuffered int64
+	// OutboundPressure is true while OutboundBuffered is past MaxOutbound:
+	// connections are held to their fair share of it.
+	OutboundPressure bool
 	// ForwardQueue is the number of requests waiting for Bus.Forward.
 	ForwardQueue int
 }
@@ -346,6 +350,7 @@ func (s *Server) Stats() Stats {
 		st.LossySkipped += c.skipped.Load()
 		st.OutboundBuffered += c.outbound.Load()
 	}
+	st.OutboundPressure = s.pressure.Load()
 	return st
 }
 
