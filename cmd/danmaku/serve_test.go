@@ -212,6 +212,16 @@ func TestAdminAPI(t *testing.T) {
 		r, _ := send(t, s.tcp(), eve, "adm", fmt.Sprintf("back %d", time.Now().UnixNano()))
 		return r.OK
 	})
+	// A ban stops a user whose token is still valid: joins and sends.
+	if code, body := api(t, "POST", base+"/users/eve/ban", "test-admin", `{"room":"adm","duration":"1h"}`); code != 200 {
+		t.Fatalf("ban: %d %v", code, body)
+	}
+	if _, code := send(t, s.tcp(), eve, "adm", "banned words"); code != exitConnect {
+		t.Fatalf("banned user's send: exit %d, want %d (join refused)", code, exitConnect)
+	}
+	if code, body := api(t, "POST", base+"/users/eve/unban", "test-admin", `{"room":"adm"}`); code != 200 {
+		t.Fatalf("unban: %d %v", code, body)
+	}
 	if code, body := api(t, "PUT", base+"/rooms/adm/policy", "test-admin", `{"title":"Final","budget":50,"slow_mode":"2s"}`); code != 200 {
 		t.Fatalf("policy: %d %v", code, body)
 	}
