@@ -106,11 +106,8 @@ func requireInOrder(t *testing.T, seqs []uint64, n int) {
 	}
 }
 
-// TestSlowConsumer: a member that never reads is disconnected at the hard cap
-// and counted; the others receive every batch, in order.
-func TestSlowConsumer(t *testing.T) {
-	s, _ := startServer(t, func(c *Config) { c.SoftCap, c.HardCap = 32<<10, 256<<10 })
-	const room, n = "big", 3000
+// fastReaders joins a TCP and a WebSocket member to room that read all they get.
+func fastReaders(t *testing.T, s *Server, room string) []*reader {
 	var readers []*reader
 	for _, useWS := range []bool{false, true} {
 		c := dial(t, s, useWS)
@@ -118,20 +115,32 @@ func TestSlowConsumer(t *testing.T) {
 		c.join(room)
 		readers = append(readers, startReader(c))
 	}
+	return readers
+}
+
+// leastRead is the fewest batches any of readers got (at most n).
+func leastRead(readers []*reader, n int) uint64 {
+	least := n
+	for _, r := range readers {
+		b, _, _ := r.snapshot()
+		least = min(least, b)
+	}
+	return uint64(least)
+}
+
+// TestSlowConsumer: a member that never reads is disconnected at the hard cap
+// and counted; the others receive every batch, in order.
+func TestSlowConsumer(t *testing.T) {
+	s, _ := startServer(t, func(c *Config) { c.SoftCap, c.HardCap = 32<<10, 256<<10 })
+	const room, n = "big", 3000
+	readers := fastReaders(t, s, room)
 	slow := dialTCPSmallWindow(t, s)
 	slow.hello(token(t, "slow", proto.RoleViewer))
 	slow.join(room)
 
 	// Deliver at the pace the fast members read (as a room owner emitting
 	// per tick would), never more than 32 batches (64 KiB) ahead of them.
-	behind := func() uint64 {
-		least := n
-		for _, r := range readers {
-			b, _, _ := r.snapshot()
-			least = min(least, b)
-		}
-		return uint64(least)
-	}
+	behind := func() uint64 { return leastRead(readers, n) }
 	for i := uint64(1); i <= n; i++ {
 		eventually(t, 20*time.Second, func() bool { return i-behind() <= 32 }, "fast readers keep up")
 		s.DeliverBatch(bigBatch(room, i, i, 2000))
@@ -285,26 +294,13 @@ func TestMaxOutboundFairShare(t *testing.T) {
 		c.MaxOutbound = 512 << 10             // 4 slow members × 64 MiB would be 256 MiB
 	})
 	const room, n = "budget", 4000
-	var readers []*reader
-	for _, useWS := range []bool{false, true} {
-		c := dial(t, s, useWS)
-		c.hello(token(t, "fast", proto.RoleViewer))
-		c.join(room)
-		readers = append(readers, startReader(c))
-	}
+	readers := fastReaders(t, s, room)
 	for range slowN {
 		slow := dialTCPSmallWindow(t, s)
 		slow.hello(token(t, "slow", proto.RoleViewer))
 		slow.join(room)
 	}
-	behind := func() uint64 {
-		least := n
-		for _, r := range readers {
-			b, _, _ := r.snapshot()
-			least = min(least, b)
-		}
-		return uint64(least)
-	}
+	behind := func() uint64 { return leastRead(readers, n) }
 	pressured := false
 	for i := uint64(1); i <= n && s.Stats().Closes["slow_consumer"] < slowN; i++ {
 		eventually(t, 20*time.Second, func() bool { return i-behind() <= 32 }, "fast readers keep up")

@@ -57,13 +57,7 @@ func (n *natsProc) start() {
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	waitFor(n.t, 10*time.Second, "nats-server to listen", func() bool {
-		c, err := net.DialTimeout("tcp", n.addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(n.t, n.addr, "nats-server")
 }
 
 func (n *natsProc) kill() {

@@ -181,6 +181,18 @@ func startServeAt(t testing.TB, edgeAddr, httpAddr string, extra ...string) *ser
 	return s
 }
 
+// waitListening waits until something accepts TCP connections on addr.
+func waitListening(t testing.TB, addr, what string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, what+" to listen", func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

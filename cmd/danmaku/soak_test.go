@@ -50,13 +50,7 @@ func (r *privateRedis) start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	waitFor(r.t, 10*time.Second, "redis to listen", func() bool {
-		c, err := net.DialTimeout("tcp", r.addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(r.t, r.addr, "redis")
 }
 
 func (r *privateRedis) kill() {
