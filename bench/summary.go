@@ -77,7 +77,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 			row("server", "%s: not scraped (%s)", s.URL, s.Error)
 			continue
 		}
-		row("server", "%s: CPU %.2f cores, RSS %s (peak %s)%s", s.URL, s.CPUCores, bytesSI(s.RSS), bytesSI(s.PeakRSS), floats(" · drops", s.Drops))
+		row("server", "%s: CPU %.2f cores, RSS %s (peak %s)%s", s.URL, s.CPUCores, bytesSI(s.RSS), bytesSI(s.PeakRSS), reasons(" · drops", s.Drops))
 	}
 	tw.Flush()
 	for _, wr := range r.Warnings {
@@ -95,7 +95,8 @@ func quant(l stats.Latency) string {
 	return fmt.Sprintf("p50 %s p99 %s max %s", fmtMs(l.P50), fmtMs(l.P99), fmtMs(l.Max))
 }
 
-func reasons(prefix string, m map[string]int64) string {
+// reasons formats m as "prefix k1 v1, k2 v2" in key order ("" when empty).
+func reasons[V int64 | float64](prefix string, m map[string]V) string {
 	if len(m) == 0 {
 		return ""
 	}
@@ -106,23 +107,7 @@ func reasons(prefix string, m map[string]int64) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, m[k])
-	}
-	return prefix + " " + strings.Join(parts, ", ")
-}
-
-func floats(prefix string, m map[string]float64) string {
-	if len(m) == 0 {
-		return ""
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %g", k, m[k])
+		parts[i] = fmt.Sprintf("%s %v", k, m[k])
 	}
 	return prefix + " " + strings.Join(parts, ", ")
 }

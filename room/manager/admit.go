@@ -151,18 +151,25 @@ func (r *room) admitChat(in *Inbound, c *proto.Chat, now int64) (proto.Code, int
 	return proto.CodeOK, 0, 0
 }
 
+// mayAct is the admission likes and gifts share: the room is open, the
+// sender may send (not a guest) and is not banned. Mutes silence chat only.
+func (r *room) mayAct(in *Inbound, now int64) (proto.Code, reason) {
+	switch {
+	case r.policy.Closed:
+		return proto.CodeRoomClosed, reasonRoomClosed
+	case !canSend(in):
+		return proto.CodeForbidden, reasonForbidden
+	case r.sanctioned(in.User, true, now):
+		return proto.CodeBanned, reasonBanned
+	}
+	return proto.CodeOK, 0
+}
+
 // like merges a like into the next batch's counter; muted users may like.
 func (r *room) like(in *Inbound, l *proto.Like, now int64) {
 	to := replyOf(in, l.ID)
-	switch {
-	case r.policy.Closed:
-		r.reject(to, proto.CodeRoomClosed, 0, reasonRoomClosed)
-		return
-	case !canSend(in):
-		r.reject(to, proto.CodeForbidden, 0, reasonForbidden)
-		return
-	case r.sanctioned(in.User, true, now):
-		r.reject(to, proto.CodeBanned, 0, reasonBanned)
+	if code, why := r.mayAct(in, now); code != proto.CodeOK {
+		r.reject(to, code, 0, why)
 		return
 	}
 	u, known := r.users[in.User]

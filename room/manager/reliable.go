@@ -47,15 +47,8 @@ var errStopping = errors.New("room stopping")
 // may (a mute silences chat; a gift is a purchase the app's webhook decides).
 func (r *room) gift(in *Inbound, g *proto.Gift, now int64) {
 	to := replyOf(in, g.ID)
-	switch {
-	case r.policy.Closed:
-		r.reject(to, proto.CodeRoomClosed, 0, reasonRoomClosed)
-		return
-	case !canSend(in):
-		r.reject(to, proto.CodeForbidden, 0, reasonForbidden)
-		return
-	case r.sanctioned(in.User, true, now):
-		r.reject(to, proto.CodeBanned, 0, reasonBanned)
+	if code, why := r.mayAct(in, now); code != proto.CodeOK {
+		r.reject(to, code, 0, why)
 		return
 	}
 	// Keys are per sender: one user's key can neither collide with nor reveal
