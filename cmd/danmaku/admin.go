@@ -88,8 +88,8 @@ func (n *node) roomViews() []roomView {
 	for _, s := range n.mgr.Rooms() {
 		local[s.Room] = s
 	}
-	var out []roomView
-	for _, ri := range sortedRooms(n.bus.Rooms()) {
+	var out []roomView // unordered: mergeRooms sorts
+	for _, ri := range n.bus.Rooms() {
 		v := roomView{Room: ri.Room, Owner: ri.Owner, Owned: ri.Owned, Members: ri.Watched, Online: ri.Online}
 		if s, ok := local[ri.Room]; ok {
 			v.Epoch, v.Seq, v.InboundRate, v.OutboundRate = s.Epoch, s.Seq, s.InboundRate, s.OutboundRate

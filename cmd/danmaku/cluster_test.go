@@ -116,8 +116,10 @@ func TestClusterCrossNode(t *testing.T) {
 	if code != 200 || room["owner"] == "" || len(nodes) != 2 || nodes[0] != "n2" || nodes[1] != "n3" {
 		t.Fatalf("room xnode: %d %v", code, room)
 	}
-	if code, body := api(t, "GET", admin+"/rooms/xnode?local=1", "test-admin", ""); code != 200 && code != 404 {
-		t.Fatalf("local room view: %d %v", code, body)
+	// ?local=1 answers for the asked node alone: node 2 sees only its own viewers.
+	code, local := api(t, "GET", "http://"+s2.http+"/api/v1/admin/rooms/xnode?local=1", "test-admin", "")
+	if ln, _ := local["nodes"].([]any); code != 200 || len(ln) != 1 || ln[0] != "n2" {
+		t.Fatalf("local room view on n2: %d %v", code, local)
 	}
 	// Draining node 3 from node 1's admin API moves node 3's viewers away.
 	if code, body := api(t, "POST", admin+"/nodes/n3/drain", "test-admin", ""); code != 200 {

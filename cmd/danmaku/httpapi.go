@@ -9,18 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/danmaku/danmaku/fanout"
 	"github.com/danmaku/danmaku/media"
 	"github.com/danmaku/danmaku/room/auth"
 	"github.com/danmaku/danmaku/room/manager"
 	"github.com/danmaku/danmaku/room/proto"
+	"github.com/danmaku/danmaku/room/web"
 )
 
 // apiError is every error answer of the HTTP APIs: {"code": ..., "message": ...}
@@ -81,12 +80,9 @@ func (n *node) httpHandler() http.Handler {
 		mux.Handle("/api/v1/rooms/{room}/"+p+"/{id}", m)
 	}
 	n.adminRoutes(mux)
-	mux.Handle("/", webHandler())
+	mux.Handle("/", web.Handler()) // the demo room page and the JS SDK bundle
 	return http.MaxBytesHandler(mux, n.cfg.HTTP.MaxBody)
 }
-
-// webHandler serves the demo page and the JS SDK (web.go sets it).
-var webHandler = http.NotFoundHandler
 
 func (n *node) handleReady(w http.ResponseWriter, r *http.Request) {
 	var problems []string
@@ -267,10 +263,4 @@ func (rn *roomNotifier) StreamEnded(room, reason string) {
 	data, _ := json.Marshal(map[string]any{"live": false, "reason": reason})
 	rn.publish(room, proto.Entry{Kind: proto.KindState, Role: proto.RoleSystem, Data: string(data)},
 		proto.Entry{Kind: proto.KindNotice, Role: proto.RoleSystem, Level: "info", Text: "the stream ended (" + reason + ")"})
-}
-
-// sortedRooms orders the fanout's room list for stable output.
-func sortedRooms(rs []fanout.RoomInfo) []fanout.RoomInfo {
-	sort.Slice(rs, func(i, j int) bool { return rs[i].Room < rs[j].Room })
-	return rs
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -227,8 +228,11 @@ func (n *node) printBanner(out io.Writer, httpAddr string) {
 	fmt.Fprintf(out, "  danmaku send --url tcp://%s --token $T --room lobby 'hello'\n", edgeAddr)
 }
 
+// shellSafe is what a shell word may hold unquoted.
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
 func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.<> ") == "" && !strings.ContainsAny(s, "<> ") {
+	if shellSafe.MatchString(s) {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
