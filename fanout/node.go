@@ -70,7 +70,7 @@ func WithState(s manager.State) Option { return func(o *options) { o.state = s }
 type Node struct {
 	cfg    Config
 	id     string
-	survey atomic.Value // *surveyHolder (SetSurvey)
+	survey atomic.Pointer[SurveyFunc] // SetSurvey
 	subj   subjects
 	own    Ownership
 	log    *slog.Logger

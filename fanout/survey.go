@@ -18,22 +18,28 @@ import (
 // well under Embedded.MaxPayload: a larger answer is not sent.
 type SurveyFunc func() []byte
 
-// maxSurveyAnswers bounds what one survey collects (a cluster larger than
-// this is reported truncated by the count).
+// maxSurveyAnswers bounds what one survey collects: answers past it are
+// not read (the asker sees at most this many nodes).
 const maxSurveyAnswers = 1024
-
-type surveyHolder struct{ fn SurveyFunc }
 
 // SetSurvey sets how this node answers surveys (nil = it does not answer).
 // Safe to call at any time.
-func (n *Node) SetSurvey(fn SurveyFunc) { n.survey.Store(&surveyHolder{fn}) }
+func (n *Node) SetSurvey(fn SurveyFunc) { n.survey.Store(&fn) }
+
+// answer is this node's survey answer, false when it has no SurveyFunc.
+func (n *Node) answer() ([]byte, bool) {
+	if fn := n.survey.Load(); fn != nil && *fn != nil {
+		return (*fn)(), true
+	}
+	return nil, false
+}
 
 func (n *Node) onSurvey(m *nats.Msg) {
-	h, _ := n.survey.Load().(*surveyHolder)
-	if h == nil || h.fn == nil || m.Reply == "" {
+	b, ok := n.answer()
+	if !ok || m.Reply == "" {
 		return
 	}
-	if err := m.Respond(h.fn()); err != nil {
+	if err := m.Respond(b); err != nil {
 		n.log.Warn("survey answer not sent", "err", err)
 	}
 }
@@ -60,8 +66,8 @@ func (n *Node) Survey(ctx context.Context, wait time.Duration) ([][]byte, error)
 	defer cancel()
 	var out [][]byte
 	// The connection has NoEcho: this node answers itself in-process.
-	if h, _ := n.survey.Load().(*surveyHolder); h != nil && h.fn != nil {
-		out = append(out, h.fn())
+	if b, ok := n.answer(); ok {
+		out = append(out, b)
 	}
 	for len(out) < maxSurveyAnswers {
 		m, err := sub.NextMsgWithContext(ctx)
