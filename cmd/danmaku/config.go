@@ -343,7 +343,11 @@ func (c *serveConfig) finish() error {
 		c.Store.URL = c.Redis
 		c.Store.FenceNode = c.NodeID // a stale owner cannot write (split brain)
 	}
-	checks := []struct {
+	var storeErr error
+	if c.Redis != "" { // the store's config matters only with Redis
+		storeErr = c.Store.Validate()
+	}
+	for _, ch := range []struct {
 		section string
 		err     error
 	}{
@@ -351,14 +355,8 @@ func (c *serveConfig) finish() error {
 		{"manager", c.Manager.Validate()},
 		{"fanout", c.Fanout.Validate()},
 		{"media", c.Media.Validate()},
-	}
-	if c.Redis != "" {
-		checks = append(checks, struct {
-			section string
-			err     error
-		}{"store", c.Store.Validate()})
-	}
-	for _, ch := range checks {
+		{"store", storeErr},
+	} {
 		if ch.err != nil {
 			return fmt.Errorf("%s: %w", ch.section, ch.err)
 		}
