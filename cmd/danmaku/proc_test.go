@@ -46,15 +46,33 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// handedOut remembers the ports freeAddr gave, so two calls never return
+// the same one (the kernel readily reuses a port just closed).
+var (
+	handedMu  sync.Mutex
+	handedOut = map[string]bool{}
+)
+
+// freeAddr returns a loopback address with a port nobody listens on now
+// and that no earlier call returned.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no fresh port in 100 tries")
+	return ""
 }
 
 // syncBuf is a bytes.Buffer safe for a process writing and a test reading.
